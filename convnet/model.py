@@ -1,0 +1,95 @@
+"""The ConvNet and the one checkpoint format that main.py writes and detect.py reads.
+
+A checkpoint is a plain dict (loadable with torch.load(path, weights_only=True)):
+  format          CHECKPOINT_FORMAT
+  model           the state_dict
+  model_args      keyword arguments that rebuild the network: ConvNet(**model_args)
+  class_names     one name per class index
+  image_size      side of the square input, in pixels
+  normalize       {"mean": float, "std": float} applied to pixels scaled to 0..1
+  epoch, epochs   epochs done, epochs planned
+  optimizer, scheduler, rng   state for --resume
+  test_accuracy   on the test list, after the last finished epoch (None if not evaluated)
+  config          the run's settings (main.py's arguments)
+  versions        python, torch, torchvision
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .cli import UserError, atomic_write
+
+CHECKPOINT_FORMAT = "convnet-checkpoint-v1"
+DEFAULT_CHECKPOINT = Path("checkpoints") / "mnist_cnn.pt"
+
+
+class ConvNet(nn.Module):
+    """Stages of 3x3 convolutions (BatchNorm, ReLU), each stage ending in 2x2 max-pooling,
+    then dropout and one linear layer. `widths` sets the stages and their channel counts."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                 widths: tuple[int, ...] = (32, 64), convs_per_stage: int = 2,
+                 dropout: float = 0.25) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            for _ in range(convs_per_stage):
+                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                channels = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        side = image_size // 2 ** len(widths)
+        if side < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(widths)} pooling stages")
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout),
+                                        nn.Linear(channels * side * side, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write the checkpoint atomically: a crash leaves the previous file intact."""
+    with atomic_write(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (weights_only: a pickle carrying code is refused, never run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found (train one with `python main.py`)")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: checkpoint file is empty")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise UserError(f"{path}: refused to load: the file holds objects other than plain weights, "
+                        f"which could run code ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not a readable PyTorch checkpoint (truncated or damaged?): {first[:160]}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not a checkpoint written by main.py (no '{CHECKPOINT_FORMAT}' marker)")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> ConvNet:
+    """Rebuild the network from model_args alone and load its weights (eval mode, on the CPU)."""
+    try:
+        model = ConvNet(**checkpoint["model_args"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{path}: weights do not fit the network described in the checkpoint "
+                        f"(different architecture or number of classes?): {first[:160]}") from None
+    return model.eval()
