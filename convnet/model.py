@@ -56,6 +56,12 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+def to_model_input(images: torch.Tensor, normalize: dict[str, float]) -> torch.Tensor:
+    """uint8 images [N, H, W] (0 = background) -> normalised float [N, 1, H, W], as the model expects."""
+    x = images.unsqueeze(1).float().div_(255.0)
+    return x.sub_(normalize["mean"]).div_(normalize["std"])
+
+
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """Write the checkpoint atomically: a crash leaves the previous file intact."""
     with atomic_write(path) as tmp:
