@@ -37,7 +37,9 @@ def find_idx_file(data_dir: str | Path, name: str) -> Path | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_content(path: str | Path) -> bytes:
+    """Return the IDX bytes of `path`, decompressed if it is gzip, with a clear error if damaged."""
+    path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -54,10 +56,14 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
-def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
-    """Read one IDX file of unsigned bytes and return it as a uint8 array of its declared shape."""
+def read_idx(path: str | Path, expected_magic: int, content: bytes | None = None) -> np.ndarray:
+    """Read one IDX file of unsigned bytes and return it as a uint8 array of its declared shape.
+
+    `content`, when given, is the file's already decompressed bytes (see read_content), so a
+    caller that also checksums them reads and decompresses the file only once.
+    """
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_content(path) if content is None else content
     if len(data) < 4:
         raise IdxError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
     magic = int.from_bytes(data[:4], "big")
@@ -76,17 +82,18 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_images(path: str | Path) -> np.ndarray:
+def read_images(path: str | Path, content: bytes | None = None) -> np.ndarray:
     """Images as uint8 [N, 28, 28]; 0 is background, 255 full ink."""
-    images = read_idx(path, IMAGES_MAGIC)
+    images = read_idx(path, IMAGES_MAGIC, content)
     if images.shape[1:] != (28, 28):
         raise IdxError(f"{path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     return images
 
 
-def read_labels(path: str | Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def read_labels(path: str | Path, num_classes: int = NUM_CLASSES,
+                content: bytes | None = None) -> np.ndarray:
     """Labels as uint8 [N], each checked to lie in 0..num_classes-1."""
-    labels = read_idx(path, LABELS_MAGIC)
+    labels = read_idx(path, LABELS_MAGIC, content)
     if labels.size and labels.max() >= num_classes:
         bad = int(np.argmax(labels >= num_classes))
         raise IdxError(f"{path}: label {labels[bad]} at index {bad} is out of range 0-{num_classes - 1}")
