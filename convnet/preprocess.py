@@ -7,9 +7,9 @@ rebuilds that look step by step, with scikit-image:
 
   1. grayscale (alpha composited on white paper; palette, 16-bit and colour images too)
   2. shrink very large photos to a working size (anti-aliased), smooth away sensor noise
-  3. polarity: the border is paper; light paper -> invert, so ink is bright
-  4. flatten uneven light: fit a smooth surface to the paper pixels and subtract it
-  5. find the ink with Otsu's threshold, drop specks, crop to the ink; soft edges are kept
+  3. flatten uneven light: fit a smooth surface to the paper (most pixels) and subtract it
+  4. polarity: ink is the one-sided tail left after that; dark ink on light paper is inverted
+  5. find the ink with Otsu's threshold (above the paper's noise level), drop specks, crop to the ink; soft edges are kept
      by scaling the flattened intensities between paper and ink level, not by binarising
   6. thin pen strokes are thickened to MNIST's stroke width (relative to the digit's size)
   7. longer side -> 20 px, anti-aliased; paste into 28x28 at the centre of mass
@@ -39,7 +39,8 @@ MNIST_BOX = 20          # the ink's longer side in MNIST's 28x28 images
 # MNIST strokes are ~2.5 px wide inside the 20 px box (median over the test set, measured with
 # area / skeleton length); ink thinner than this after scaling is thickened towards it.
 TARGET_STROKE = 2.4
-MIN_CONTRAST = 0.12     # ink must differ from paper by this much (0..1 scale) to count as ink
+MIN_CONTRAST = 0.04     # ink must differ from the paper by this much (0..1 scale)...
+NOISE_MULTIPLE = 8      # ...and by this many times the paper's noise/texture level
 
 
 class ImageError(Exception):
@@ -75,6 +76,9 @@ def read_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             width, height = header.size
     except UnidentifiedImageError:
         raise ImageError("not an image (unknown or unsupported format)") from None
+    except Image.DecompressionBombError:  # PIL's own, higher limit, also read from the header
+        raise ImageError(f"image too large to decode safely (over {max_pixels / 1e6:.0f} "
+                         "megapixels)") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"not a readable image ({_first_line(err)})") from None
     if width * height > max_pixels:
@@ -124,14 +128,11 @@ def to_mnist_style(gray: np.ndarray, image_size: int = 28) -> np.ndarray | None:
     # Smooth sensor noise and paper grain a little, relative to the picture's size.
     image = gaussian(image, sigma=max(0.5, max(image.shape) / 300))
 
-    if _ink_is_darker_than_paper(image):
-        image = 1.0 - image  # dark ink on light paper: make ink bright, as in MNIST
-    ink = _flatten_background(image)
-    if ink.max() - np.median(ink) < MIN_CONTRAST:
+    ink, noise = _ink_above_paper(image)
+    # Ink must stand out from the paper's own texture and noise, and by a visible amount.
+    if ink.max() < max(MIN_CONTRAST, NOISE_MULTIPLE * noise):
         return None
-    threshold = threshold_otsu(ink)
-    if threshold < MIN_CONTRAST / 2:  # Otsu split only noise from noise
-        return None
+    threshold = max(float(threshold_otsu(ink)), NOISE_MULTIPLE / 2 * noise)
     mask = _drop_specks(label(ink > threshold))
     if mask is None:
         return None
@@ -184,42 +185,39 @@ def _border(image: np.ndarray) -> np.ndarray:
                            image[:, :band_cols].ravel(), image[:, -band_cols:].ravel()])
 
 
-def _ink_is_darker_than_paper(image: np.ndarray) -> bool:
-    """The border is mostly paper; ink is whichever extreme lies farther from the paper level."""
-    paper = np.median(_border(image))
-    darkest, brightest = np.percentile(image, [0.5, 99.5])
-    return paper - darkest > brightest - paper
+def _ink_above_paper(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Separate ink from paper, whatever the polarity and the lighting.
 
-
-def _flatten_background(image: np.ndarray) -> np.ndarray:
-    """Subtract uneven lighting: fit a quadratic surface to the paper (the pixels below the
-    Otsu level, refined once) and subtract it. Returns ink >= 0 on paper ~0."""
-    from skimage.filters import threshold_otsu
-
+    The paper is most of the picture, so a quadratic surface fitted robustly to all pixels
+    (refitting on the pixels within 3 sigma of the last fit) follows the paper and its uneven
+    light, not the ink. Ink is the heavy one-sided tail of the residuals: darker than the
+    paper (pen on paper, inverted here) or brighter (chalk, MNIST). Returns the ink strength
+    (>= 0, paper ~0) and the paper's noise level (robust sigma of the residuals).
+    """
     height, width = image.shape
-    step = max(1, max(height, width) // 100)  # fit on a ~100x100 grid: plenty for a smooth surface
+    step = max(1, max(height, width) // 100)  # a ~100x100 grid is plenty for a smooth surface
     ys, xs = np.mgrid[0:height:step, 0:width:step]
-    sample = image[::step, ::step]
-    y, x = ys.ravel() / height - 0.5, xs.ravel() / width - 0.5
-    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
-    values = sample.ravel()
-    paper = values <= _otsu_or_max(values, threshold_otsu)
-    surface_coefs = np.zeros(6)
-    for _ in range(2):
-        if paper.sum() < 12:
+    design = _quadratic_terms(ys.ravel() / height - 0.5, xs.ravel() / width - 0.5)
+    values = image[::step, ::step].ravel()
+    paper = np.ones(values.shape, bool)
+    for _ in range(4):
+        coefs, *_ = np.linalg.lstsq(design[paper], values[paper], rcond=None)
+        residual = values - design @ coefs
+        noise = 1.4826 * np.median(np.abs(residual[paper] - np.median(residual[paper])))
+        paper = np.abs(residual) <= 3 * max(noise, 1e-3)
+        if paper.sum() < design.shape[1] * 4:
             break
-        surface_coefs, *_ = np.linalg.lstsq(design[paper], values[paper], rcond=None)
-        residual = values - design @ surface_coefs
-        paper = residual <= max(_otsu_or_max(residual, threshold_otsu), 0.0)
     yy, xx = np.mgrid[0:height, 0:width]
-    yy, xx = yy / height - 0.5, xx / width - 0.5
-    surface = (surface_coefs[0] + surface_coefs[1] * xx + surface_coefs[2] * yy
-               + surface_coefs[3] * xx * xx + surface_coefs[4] * xx * yy + surface_coefs[5] * yy * yy)
-    return np.clip(image - surface, 0.0, None)
+    residual = image - (_quadratic_terms(yy / height - 0.5, xx / width - 0.5) @ coefs)
+    margin = 3 * max(noise, 1e-3)
+    darker = np.clip(-residual - margin, 0, None).sum()
+    brighter = np.clip(residual - margin, 0, None).sum()
+    ink = -residual if darker > brighter else residual
+    return np.clip(ink, 0.0, None), float(noise)
 
 
-def _otsu_or_max(values: np.ndarray, threshold_otsu) -> float:
-    return float(threshold_otsu(values)) if values.max() > values.min() else float(values.max())
+def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
 
 
 def _drop_specks(labels: np.ndarray) -> np.ndarray | None:
