@@ -8,7 +8,9 @@ A checkpoint is a plain dict (loadable with torch.load(path, weights_only=True))
   image_size      side of the square input, in pixels
   normalize       {"mean": float, "std": float} applied to pixels scaled to 0..1
   epoch, epochs   epochs done, epochs planned
+  batches_done    batches of epoch+1 already trained (non-zero only after Ctrl-C/SIGTERM)
   optimizer, scheduler, rng   state for --resume
+  history         one dict per finished epoch (losses, accuracy, time), as in metrics.csv
   test_accuracy   on the test list, after the last finished epoch (None if not evaluated)
   config          the run's settings (main.py's arguments)
   versions        python, torch, torchvision
@@ -30,18 +32,23 @@ DEFAULT_CHECKPOINT = Path("checkpoints") / "mnist_cnn.pt"
 
 
 class ConvNet(nn.Module):
-    """Stages of 3x3 convolutions (BatchNorm, ReLU), each stage ending in 2x2 max-pooling,
+    """Stages of k x k convolutions (BatchNorm, ReLU), each stage ending in 2x2 max-pooling,
     then dropout and one linear layer. `widths` sets the stages and their channel counts."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  widths: tuple[int, ...] = (32, 64), convs_per_stage: int = 2,
-                 dropout: float = 0.25) -> None:
+                 dropout: float = 0.25, kernel_size: int = 3) -> None:
         super().__init__()
+        # What rebuilds this network; saved in the checkpoint as model_args.
+        self.model_args = {"num_classes": num_classes, "in_channels": in_channels,
+                           "image_size": image_size, "widths": list(widths),
+                           "convs_per_stage": convs_per_stage, "dropout": dropout,
+                           "kernel_size": kernel_size}
         layers: list[nn.Module] = []
         channels = in_channels
         for width in widths:
             for _ in range(convs_per_stage):
-                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                layers += [nn.Conv2d(channels, width, kernel_size, padding=kernel_size // 2, bias=False),
                            nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
                 channels = width
             layers.append(nn.MaxPool2d(2))
