@@ -107,15 +107,13 @@ def _gather_inputs(data_dir: Path, dataset: str, allow_download: bool,
     return inputs
 
 
-def _warn_if_unpublished(path: Path, name: str, content: bytes, dataset: str) -> None:
-    """Files the user placed are used even if they differ from the published ones, with a word."""
-    if dl.identify(name, content) == dataset:
-        return
-    other = dl.identify(name, content)
-    hint = (f"it is the {dl.DATASETS[other].title} file; pass --dataset {other}" if other
-            else "using it anyway")
-    tqdm.write(f"warning: {path} differs from the published {dl.DATASETS[dataset].title} "
-               f"checksum; {hint}", file=sys.stderr)
+def _unpublished_warning(path: Path, name: str, content: bytes, dataset: str) -> str | None:
+    """A warning when a file the user placed differs from the published one (it is still used)."""
+    found = dl.identify(name, content)
+    if found == dataset:
+        return None
+    hint = f"it is the {dl.DATASETS[found].title} file; pass --dataset {found}" if found else "using it anyway"
+    return f"warning: {path} differs from the published {dl.DATASETS[dataset].title} checksum; {hint}"
 
 
 def load_inputs(data_dir: Path, dataset: str, allow_download: bool = True,
@@ -124,7 +122,7 @@ def load_inputs(data_dir: Path, dataset: str, allow_download: bool = True,
     """Validated (images, labels) per split, and the content checksum of each input file."""
     inputs = _gather_inputs(data_dir, dataset, allow_download, mirrors)
     num_classes = len(dl.DATASETS[dataset].classes)
-    splits, checksums = {}, {}
+    splits, checksums, warnings = {}, {}, []
     for split, (images_name, labels_name) in SPLIT_FILES.items():
         contents = {}
         for name in (images_name, labels_name):
@@ -132,7 +130,7 @@ def load_inputs(data_dir: Path, dataset: str, allow_download: bool = True,
             contents[name] = read_content(path)
             checksums[name] = dl.content_sha256(contents[name])
             if not downloaded:
-                _warn_if_unpublished(path, name, contents[name], dataset)
+                warnings.append(_unpublished_warning(path, name, contents[name], dataset))
         images_path, labels_path = inputs[images_name][0], inputs[labels_name][0]
         images = read_images(images_path, content=contents[images_name])
         labels = read_labels(labels_path, num_classes, content=contents[labels_name])
@@ -140,6 +138,9 @@ def load_inputs(data_dir: Path, dataset: str, allow_download: bool = True,
             raise IdxError(f"{images_path} holds {len(images)} images but {labels_path} "
                            f"holds {len(labels)} labels")
         splits[split] = (images, labels)
+    # Only once every file passed validation, so that an error stays the one line on stderr.
+    for warning in filter(None, warnings):
+        tqdm.write(warning, file=sys.stderr)
     return splits, checksums
 
 
