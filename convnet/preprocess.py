@@ -188,10 +188,10 @@ def _border(image: np.ndarray) -> np.ndarray:
 def _ink_above_paper(image: np.ndarray) -> tuple[np.ndarray, float]:
     """Separate ink from paper, whatever the polarity and the lighting.
 
-    The paper is most of the picture, so a quadratic surface fitted robustly to all pixels
-    (refitting on the pixels within 3 sigma of the last fit) follows the paper and its uneven
-    light, not the ink. Ink is the heavy one-sided tail of the residuals: darker than the
-    paper (pen on paper, inverted here) or brighter (chalk, MNIST). Returns the ink strength
+    A quadratic surface fitted robustly to the paper (first to the frame of the picture, then
+    to every pixel within 3 sigma of the last fit) follows the paper and its uneven light, not
+    the ink. Ink is the heavy one-sided tail of the residuals: darker than the paper (pen on
+    paper, inverted here) or brighter (chalk, MNIST). Returns the ink strength
     (>= 0, paper ~0) and the paper's noise level (robust sigma of the residuals).
     """
     height, width = image.shape
@@ -199,7 +199,12 @@ def _ink_above_paper(image: np.ndarray) -> tuple[np.ndarray, float]:
     ys, xs = np.mgrid[0:height:step, 0:width:step]
     design = _quadratic_terms(ys.ravel() / height - 0.5, xs.ravel() / width - 0.5)
     values = image[::step, ::step].ravel()
-    paper = np.ones(values.shape, bool)
+    # Start from the frame around the picture: paper, even where a big, bold digit covers a
+    # third of it, and all around the digit, so the first surface interpolates the light.
+    rows, cols = ys.ravel(), xs.ravel()
+    band_rows, band_cols = max(1, height // 20), max(1, width // 20)
+    paper = ((rows < band_rows) | (rows >= height - band_rows)
+             | (cols < band_cols) | (cols >= width - band_cols))
     for _ in range(4):
         coefs, *_ = np.linalg.lstsq(design[paper], values[paper], rcond=None)
         residual = values - design @ coefs
