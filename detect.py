@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from convnet.cli import UserError, run_cli
 from convnet.model import DEFAULT_CHECKPOINT
@@ -66,6 +67,9 @@ def main() -> int:
                                  plot_predictions, resolve_device)
 
     device = resolve_device(args.device)
+    # torch.load warns about odd pickle protocols before refusing a file; the refusal itself
+    # is the one line the user needs.
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.serialization")
     checkpoint = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint, args.checkpoint).to(device)
     class_names = [str(name) for name in checkpoint.get("class_names") or range(10)]

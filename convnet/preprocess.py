@@ -77,13 +77,12 @@ def read_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageError("not an image (unknown or unsupported format)") from None
     except Image.DecompressionBombError:  # PIL's own, higher limit, also read from the header
-        raise ImageError(f"image too large to decode safely (over {max_pixels / 1e6:.0f} "
-                         "megapixels)") from None
+        raise ImageError(f"image too large to decode safely (over {max_pixels:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"not a readable image ({_first_line(err)})") from None
     if width * height > max_pixels:
         raise ImageError(f"image too large to decode safely: {width}x{height} = "
-                         f"{width * height / 1e6:.0f} megapixels (limit {max_pixels / 1e6:.0f})")
+                         f"{width * height:,} pixels, over the limit of {max_pixels:,}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. PIL's "truncated file" chatter; errors still raise
