@@ -18,24 +18,28 @@ import argparse
 from convnet.cli import UserError, run_cli
 from convnet.model import DEFAULT_CHECKPOINT
 
-# The two presets. The default one reaches >= 99.6% on MNIST; quick trades accuracy for speed:
-# a smaller network, no augmentation, one epoch. Measured by benchmarks/bench_train.py.
+# The two presets. The default one aims for the best accuracy in a few minutes on a CPU; quick
+# trades accuracy for speed: stride-2 convolutions instead of pooling, no augmentation, one
+# epoch. Measured by benchmarks/bench_train.py (figures in the README).
 PRESETS = {
     "default": dict(epochs=12, batch_size=128, lr=4e-3, widths=(32, 64, 128), convs_per_stage=1,
-                    kernel_size=3, dropout=0.1, augment=True, label_smoothing=0.1),
-    "quick": dict(epochs=1, batch_size=128, lr=1e-2, widths=(16, 32), convs_per_stage=1,
-                  kernel_size=5, dropout=0.0, augment=False, label_smoothing=0.0),
+                    kernel_size=3, hidden=0, strides=None, dropout=0.1, augment=True,
+                    label_smoothing=0.1),
+    "quick": dict(epochs=1, batch_size=128, lr=1e-2, widths=(16, 32, 32), convs_per_stage=1,
+                  kernel_size=5, hidden=128, strides=(2, 2, 1), dropout=0.0, augment=False,
+                  label_smoothing=0.0),
 }
 
 
-def widths_arg(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
+    """`32,64,128` -> (32, 64, 128), every number at least 1."""
     try:
-        widths = tuple(int(part) for part in text.split(","))
+        numbers = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated channel counts like 32,64, got {text!r}")
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"channel counts must be positive, got {text!r}")
-    return widths
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 32,64, got {text!r}")
+    if min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"every number must be at least 1, got {text!r}")
+    return numbers
 
 
 def positive_int(text: str) -> int:
@@ -48,7 +52,7 @@ def positive_int(text: str) -> int:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="use the quick preset: a small network, one epoch, ~99%% on MNIST in seconds "
+                        help="use the quick preset: a fast strided network, one epoch, ~99%% on MNIST in seconds "
                              "(default: the accurate preset)")
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default="data",
@@ -69,9 +73,15 @@ def parse_args() -> argparse.Namespace:
     training.add_argument("--lr", type=float,
                           help="peak learning rate of the one-cycle schedule (default: 0.004, quick: 0.01)")
     training.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default: 0.0005)")
-    training.add_argument("--widths", type=widths_arg,
+    training.add_argument("--widths", type=int_list,
                           help="channels of each convolution stage, comma-separated (default: 32,64,128, "
-                               "quick: 16,32)")
+                               "quick: 16,32,32)")
+    training.add_argument("--strides", type=int_list,
+                          help="downsample with this stride in each stage's first convolution instead of "
+                               "2x2 max-pooling, one number per stage (default: pooling, quick: 2,2,1)")
+    training.add_argument("--hidden", type=int,
+                          help="units of a hidden layer before the classifier, 0 for none "
+                               "(default: 0, quick: 128)")
     training.add_argument("--convs-per-stage", type=positive_int,
                           help="convolutions per stage (default: 1)")
     training.add_argument("--kernel-size", type=positive_int, help="convolution kernel side (default: 3, quick: 5)")
@@ -93,8 +103,9 @@ def parse_args() -> argparse.Namespace:
     running.add_argument("--run-dir", default="",
                          help="folder for metrics.csv and the plots (default: runs/<date-time>)")
     running.add_argument("--resume", metavar="CHECKPOINT",
-                         help="continue the run saved in CHECKPOINT with its own settings "
-                              "(training flags are ignored) (default: start a new run)")
+                         help="continue the run saved in CHECKPOINT with the settings saved in it (data, "
+                              "network, schedule, seed, run folder); only --device, --threads, "
+                              "--workers and --checkpoint apply (default: start a new run)")
     return parser.parse_args()
 
 
@@ -104,9 +115,15 @@ def main() -> int:
 
     preset = PRESETS["quick" if args.quick else "default"]
     chosen = {name: getattr(args, name) for name in preset if getattr(args, name) is not None}
+    settings = {**preset, **chosen}
+    if settings["strides"] is not None and len(settings["strides"]) != len(settings["widths"]):
+        raise UserError(f"--strides {','.join(map(str, settings['strides']))} and --widths "
+                        f"{','.join(map(str, settings['widths']))}: give one stride per stage")
+    if args.hidden is not None and args.hidden < 0:
+        raise UserError(f"--hidden {args.hidden}: must be 0 or more")
     if args.val_size < 0:
         raise UserError(f"--val-size {args.val_size}: must be 0 or more")
-    config = Config(**{**preset, **chosen}, data_dir=args.data_dir, image_size=args.image_size,
+    config = Config(**settings, data_dir=args.data_dir, image_size=args.image_size,
                     val_size=args.val_size, workers=args.workers, weight_decay=args.weight_decay,
                     seed=args.seed, device=args.device, threads=args.threads,
                     checkpoint=args.checkpoint or (args.resume or str(DEFAULT_CHECKPOINT)),

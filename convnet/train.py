@@ -60,6 +60,8 @@ class Config:
     widths: tuple[int, ...] = (32, 64, 128)
     convs_per_stage: int = 1
     kernel_size: int = 3
+    hidden: int = 0
+    strides: tuple[int, ...] | None = None
     dropout: float = 0.1
     augment: bool = True
     max_rotation: float = 10.0   # degrees
@@ -264,6 +266,8 @@ def config_from_checkpoint(checkpoint: dict[str, Any], overrides: dict[str, Any]
     """The resumed run's settings: the checkpoint's, except where it is run (device, threads)."""
     saved = dict(checkpoint["config"])
     saved["widths"] = tuple(saved["widths"])
+    if saved.get("strides") is not None:
+        saved["strides"] = tuple(saved["strides"])
     saved.update(overrides)
     return Config(**saved)
 
@@ -318,17 +322,24 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
     eval_name = "val" if config.val_size else "test"
 
     torch.manual_seed(config.seed)
-    model = ConvNet(num_classes=len(class_names), image_size=image_size, widths=config.widths,
-                    convs_per_stage=config.convs_per_stage, dropout=config.dropout,
-                    kernel_size=config.kernel_size)
-    channels_last = cuda  # a win for cuDNN; on the CPU it measured slower for these small nets
+    try:
+        model = ConvNet(num_classes=len(class_names), image_size=image_size, widths=config.widths,
+                        convs_per_stage=config.convs_per_stage, dropout=config.dropout,
+                        kernel_size=config.kernel_size, hidden=config.hidden, strides=config.strides)
+    except ValueError as err:  # e.g. more downsampling stages than the image size allows
+        raise UserError(f"--widths/--strides: {err}") from None
+    # channels_last: a win for cuDNN, and on the CPU oneDNN's pooling and BatchNorm run
+    # 1.4-1.9x faster per step in that layout (measured on 2 cores, benchmarks/bench_train.py).
+    channels_last = device_kind in ("cuda", "cpu")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     train_loader = data_module.TensorLoader(train_set, config.batch_size // info.world_size, True,
                                             config.seed, info.rank, info.world_size, device)
     eval_loader = data_module.TensorLoader(eval_set, EVAL_BATCH_SIZE, False, 0,
                                            info.rank, info.world_size, device)
     steps_per_epoch = len(train_loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for all parameters instead of a dozen small ops each (~20% of a CPU step).
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device_kind in ("cuda", "cpu"))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.25 if config.epochs > 1 else 0.2)

@@ -141,3 +141,19 @@ def test_quick_preset_reaches_99_percent_on_real_mnist(real_mnist_dir, tmp_path)
                         "--run-dir", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(tmp_path / "m.pt")["test_accuracy"] >= 0.99
+
+
+def test_strided_network_with_hidden_layer_trains_and_mismatched_strides_are_refused(data_dir, tmp_path):
+    result = run_script("main.py", "--data-dir", data_dir, *SMALL, "--strides", "2,2", "--hidden", "16",
+                        "--epochs", "2", "--checkpoint", tmp_path / "m.pt", "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert checkpoint["model_args"]["strides"] == [2, 2] and checkpoint["model_args"]["hidden"] == 16
+    assert checkpoint["test_accuracy"] > 0.9
+    model_from_checkpoint(checkpoint)  # rebuilt from model_args alone, as detect.py does
+
+    result = run_script("main.py", "--data-dir", data_dir, *SMALL, "--strides", "2,2,1",
+                        "--checkpoint", tmp_path / "x.pt", "--run-dir", tmp_path / "x")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --strides 2,2,1 and --widths 8,16: give one stride per stage"]
