@@ -22,7 +22,7 @@ from convnet.model import DEFAULT_CHECKPOINT
 # trades accuracy for speed: stride-2 convolutions instead of pooling, no augmentation, one
 # epoch. Measured by benchmarks/bench_train.py (figures in the README).
 PRESETS = {
-    "default": dict(epochs=12, batch_size=128, lr=4e-3, widths=(32, 64, 128), convs_per_stage=1,
+    "default": dict(epochs=12, batch_size=128, lr=4e-3, widths=(16, 32, 64), convs_per_stage=2,
                     kernel_size=3, hidden=0, strides=None, dropout=0.1, augment=True,
                     label_smoothing=0.1),
     "quick": dict(epochs=1, batch_size=128, lr=1e-2, widths=(16, 32, 32), convs_per_stage=1,
@@ -74,7 +74,7 @@ def parse_args() -> argparse.Namespace:
                           help="peak learning rate of the one-cycle schedule (default: 0.004, quick: 0.01)")
     training.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default: 0.0005)")
     training.add_argument("--widths", type=int_list,
-                          help="channels of each convolution stage, comma-separated (default: 32,64,128, "
+                          help="channels of each convolution stage, comma-separated (default: 16,32,64, "
                                "quick: 16,32,32)")
     training.add_argument("--strides", type=int_list,
                           help="downsample with this stride in each stage's first convolution instead of "
@@ -83,7 +83,7 @@ def parse_args() -> argparse.Namespace:
                           help="units of a hidden layer before the classifier, 0 for none "
                                "(default: 0, quick: 128)")
     training.add_argument("--convs-per-stage", type=positive_int,
-                          help="convolutions per stage (default: 1)")
+                          help="convolutions per stage (default: 2, quick: 1)")
     training.add_argument("--kernel-size", type=positive_int, help="convolution kernel side (default: 3, quick: 5)")
     training.add_argument("--dropout", type=float, help="dropout before the last layer (default: 0.1, quick: 0)")
     training.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (default: 0.1, quick: 0)")

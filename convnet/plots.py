@@ -26,14 +26,15 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    """Loss (train and evaluation) and evaluation accuracy against the epoch."""
+def plot_curves(history: list[dict[str, float]], path: Path, train_label: str = "train") -> None:
+    """Loss (train and evaluation) and evaluation accuracy against the epoch. `train_label` says
+    what makes the training loss differ from the evaluation one (augmentation, label smoothing)."""
     if not history:
         return
     eval_name = "val" if "val_loss" in history[0] else "test"
     epochs = [row["epoch"] for row in history]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axes.plot(epochs, [row["train_loss"] for row in history], "o-", label="train (augmented)")
+    loss_axes.plot(epochs, [row["train_loss"] for row in history], "o-", label=train_label)
     loss_axes.plot(epochs, [row[f"{eval_name}_loss"] for row in history], "o-", label=eval_name)
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     loss_axes.legend()
@@ -82,17 +83,21 @@ def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, predictions: 
         axes.axis("off")
         _save(figure, path)
         return
-    padding, side = 2, images.shape[-1]
-    grid = make_grid(images[wrong].unsqueeze(1), nrow=GRID_COLUMNS, padding=padding, pad_value=255)
+    # Wide padding, blank (0 = paper once inverted below), leaves room for each caption.
+    padding, side = max(8, images.shape[-1] // 3), images.shape[-1]
+    grid = make_grid(images[wrong].unsqueeze(1), nrow=GRID_COLUMNS, padding=padding, pad_value=0)
     rows = -(-len(wrong) // GRID_COLUMNS)
     figure, axes = plt.subplots(figsize=(figure_width, 1.35 * rows + 0.6))
     axes.imshow(grid[0], cmap="gray_r", vmin=0, vmax=255)  # ink dark on white, as on paper
     cell = side + padding
     for slot, index in enumerate(wrong.tolist()):
         row, column = divmod(slot, GRID_COLUMNS)
-        axes.text(column * cell + padding, row * cell + padding - 0.5,
+        axes.add_patch(matplotlib.patches.Rectangle(
+            (column * cell + padding - 1.5, row * cell + padding - 1.5), side + 2, side + 2,
+            fill=False, edgecolor="0.75", linewidth=0.6))
+        axes.text(column * cell + padding, row * cell + padding - 2,
                   f"{class_names[labels[index]]}→{class_names[predictions[index]]}",
-                  fontsize=7, color="red", va="bottom")
+                  fontsize=8, color="firebrick", va="bottom")
     axes.set_title(f"Misclassified test images (true→predicted), {len(wrong)} of "
                    f"{int((predictions != labels).sum())}", fontsize=9)
     axes.axis("off")

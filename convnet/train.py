@@ -57,8 +57,8 @@ class Config:
     lr: float = 4e-3
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    widths: tuple[int, ...] = (32, 64, 128)
-    convs_per_stage: int = 1
+    widths: tuple[int, ...] = (16, 32, 64)
+    convs_per_stage: int = 2
     kernel_size: int = 3
     hidden: int = 0
     strides: tuple[int, ...] | None = None
@@ -458,7 +458,10 @@ def finish_run(model: nn.Module, test_set: data_module.ImageSet, config: Config,
         predictions = evaluate(model, loader, config, Dist(), channels_last, autocast,
                                keep_predictions=True)["predictions"]
     labels = test_set.labels
-    plots.plot_curves(history, run_dir / "curves.png")
+    extras = [name for name, used in (("augmented", config.augment),
+                                      ("label-smoothed", config.label_smoothing > 0)) if used]
+    plots.plot_curves(history, run_dir / "curves.png",
+                      "train" + (f" ({', '.join(extras)})" if extras else ""))
     plots.plot_confusion(labels, predictions, class_names, run_dir / "confusion_matrix.png")
     plots.plot_misclassified(test_set.images, labels, predictions, class_names, run_dir / "misclassified.png")
     return (predictions == labels).double().mean().item()
