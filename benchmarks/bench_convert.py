@@ -1,0 +1,64 @@
+"""How long `python convert.py` takes: a full conversion of all 70,000 images, and the no-op rerun.
+
+    python benchmarks/bench_convert.py --source ../shared/data/mnist
+    python benchmarks/bench_convert.py --source ../shared/data/fashion-mnist --dataset fashion-mnist --runs 3
+
+The four .gz files of --source are linked into benchmarks/out/convert/<dataset>/ and converted
+there, as a user runs it, in a subprocess: `--runs` times with --force (each a full
+conversion), then `--runs` times without (nothing to do). Prints the median and every run.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"error: {' '.join(command)} failed with status {result.returncode}")
+    print(f"  {seconds:5.2f} s  {result.stdout.strip().splitlines()[-1]}", flush=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", default="data", help="folder holding the four .gz files (default: data)")
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                        help="convert.py --dataset (default: mnist)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each kind (default: 5)")
+    parser.add_argument("--workers", type=int, default=0, help="convert.py --workers (default: its own default)")
+    args = parser.parse_args()
+
+    work = ROOT / "benchmarks" / "out" / "convert" / args.dataset
+    work.mkdir(parents=True, exist_ok=True)
+    for name in IDX_NAMES:
+        source = (Path(args.source) / f"{name}.gz").resolve()
+        if not source.is_file():
+            sys.exit(f"error: {source} not found")
+        link = work / f"{name}.gz"
+        link.unlink(missing_ok=True)
+        link.symlink_to(source)
+    command = [sys.executable, str(ROOT / "convert.py"), "--data-dir", str(work), "--dataset", args.dataset,
+               "--no-download", *(["--workers", str(args.workers)] if args.workers else [])]
+    print(f"full conversion (--force), {args.runs} runs:")
+    full = [timed([*command, "--force"]) for _ in range(args.runs)]
+    print(f"no-op rerun, {args.runs} runs:")
+    noop = [timed(command) for _ in range(args.runs)]
+    print(f"convert.py {args.dataset}: full conversion {statistics.median(full):.1f} s "
+          f"(median of {len(full)}, {min(full):.1f}-{max(full):.1f}), no-op rerun "
+          f"{statistics.median(noop):.2f} s (median of {len(noop)})")
+
+
+if __name__ == "__main__":
+    main()

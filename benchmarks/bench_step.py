@@ -1,0 +1,79 @@
+"""Training images/s of one step, for each preset's network, in each memory layout and optimizer.
+
+    python benchmarks/bench_step.py                 # CPU, the threads torch picks
+    python benchmarks/bench_step.py --device cuda
+
+Why main.py trains channels-last with the fused AdamW on the CPU as well as on CUDA: this
+prints, side by side in one process, forward + backward + AdamW step throughput on random
+batches for {contiguous (NCHW), channels-last} x {AdamW default, AdamW fused}. Each figure is
+the median of --repeats timings of --steps steps after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from main import PRESETS  # noqa: E402
+
+from convnet.model import ConvNet  # noqa: E402
+
+NETWORK_KEYS = ("widths", "convs_per_stage", "kernel_size", "hidden", "strides", "dropout")
+
+
+def images_per_second(preset: str, channels_last: bool, fused: bool, device: str, batch_size: int,
+                      steps: int, repeats: int) -> float:
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = ConvNet(**{key: PRESETS[preset][key] for key in NETWORK_KEYS}).to(device, memory_format=layout)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
+    x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+
+    def run(count: int) -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(count):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    run(5)  # warm-up: oneDNN/cuDNN pick their kernels
+    return batch_size * steps / statistics.median(run(steps) for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=128, help="(default: 128, the presets')")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timing (default: 20)")
+    parser.add_argument("--repeats", type=int, default=5, help="timings per figure (default: 5)")
+    args = parser.parse_args()
+    print(f"device {args.device}, {torch.get_num_threads()} CPU threads, batch {args.batch_size}; "
+          f"training images/s (median of {args.repeats})")
+    print(f"{'preset':<8} {'layout':<14} {'AdamW':<8} {'images/s':>9} {'vs NCHW default':>16}")
+    for preset in PRESETS:
+        baseline = None
+        for channels_last in (False, True):
+            for fused in (False, True):
+                rate = images_per_second(preset, channels_last, fused, args.device, args.batch_size,
+                                         args.steps, args.repeats)
+                baseline = baseline or rate
+                print(f"{preset:<8} {'channels-last' if channels_last else 'NCHW':<14} "
+                      f"{'fused' if fused else 'default':<8} {rate:9.0f} {rate / baseline:15.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
