@@ -15,23 +15,18 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+from timing import ROOT, run_script
+
+sys.path.insert(0, str(ROOT))
+from convnet.idx import SPLIT_FILES  # noqa: E402
 
 
-def timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed with status {result.returncode}")
-    print(f"  {seconds:5.2f} s  {result.stdout.strip().splitlines()[-1]}", flush=True)
+def timed(arguments: list[str]) -> float:
+    seconds, output = run_script("convert.py", *arguments)
+    print(f"  {seconds:5.2f} s  {output.strip().splitlines()[-1]}", flush=True)
     return seconds
 
 
@@ -44,14 +39,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="convert.py --workers (default: its own default)")
     args = parser.parse_args()
 
-    sources = [(Path(args.source) / f"{name}.gz").resolve() for name in IDX_NAMES]
+    sources = [(Path(args.source) / f"{name}.gz").resolve() for pair in SPLIT_FILES.values() for name in pair]
     for source in sources:
         if not source.is_file():
             sys.exit(f"error: {source} not found")
     work = ROOT / "benchmarks" / "out" / "convert" / args.dataset
 
-    command = [sys.executable, str(ROOT / "convert.py"), "--data-dir", str(work), "--dataset", args.dataset,
-               "--no-download", *(["--workers", str(args.workers)] if args.workers else [])]
+    command = ["--data-dir", str(work), "--dataset", args.dataset, "--no-download",
+               *(["--workers", str(args.workers)] if args.workers else [])]
 
     def empty_work_folder() -> None:
         """The --source files linked into an empty `work` folder, as a user's data/ before converting."""

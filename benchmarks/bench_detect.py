@@ -13,30 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from timing import ROOT, run_script
+
 sys.path.insert(0, str(ROOT))
 from convnet.model import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-
-
-def timed(*args: str) -> tuple[float, str]:
-    command = [sys.executable, str(ROOT / "detect.py"), *args]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed with status {result.returncode}")
-    return seconds, result.stdout
 
 
 def median_of(runs: int, label: str, *args: str) -> tuple[float, str]:
     times, output = [], ""
     for _ in range(runs):
-        seconds, output = timed(*args)
+        seconds, output = run_script("detect.py", *args)
         times.append(seconds)
         print(f"  {label}: {seconds:.2f} s", flush=True)
     return statistics.median(times), output

@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from timing import ROOT, run_script
+
 sys.path.insert(0, str(ROOT))
 from convnet.model import load_checkpoint  # noqa: E402
 
@@ -36,14 +34,9 @@ TARGET = 0.99
 def main_py(name: str, data_dir: str, seed: int, *flags: str) -> dict:
     """Run main.py once; its checkpoint's history plus the whole process's wall seconds."""
     checkpoint, run_dir = OUT / f"{name}-seed{seed}.pt", OUT / f"{name}-seed{seed}"
-    command = [sys.executable, str(ROOT / "main.py"), "--data-dir", data_dir, "--seed", str(seed),
-               "--checkpoint", str(checkpoint), "--run-dir", str(run_dir), *flags]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed with status {result.returncode}")
-    print(f"  {name} seed {seed}: {result.stdout.strip().splitlines()[-1]}", flush=True)
+    wall, output = run_script("main.py", "--data-dir", data_dir, "--seed", seed, "--checkpoint", checkpoint,
+                              "--run-dir", run_dir, *flags)
+    print(f"  {name} seed {seed}: {output.strip().splitlines()[-1]}", flush=True)
     history = load_checkpoint(checkpoint)["history"]
     return {"seed": seed, "wall_seconds": wall, "history": history,
             "test_accuracy": history[-1]["test_accuracy"],
