@@ -20,7 +20,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -81,9 +81,16 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def to_model_input(images: torch.Tensor, normalize: dict[str, float]) -> torch.Tensor:
-    """uint8 images [N, H, W] (0 = background) -> normalised float [N, 1, H, W], as the model expects."""
+def to_model_input(images: torch.Tensor, normalize: dict[str, float],
+                   augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """uint8 images [N, H, W] (0 = background) -> normalised float [N, 1, H, W], as the model expects.
+
+    `augment` (training only) transforms the batch on the 0..1 scale, before normalising, where
+    0 is still the background that a shift or a shrink uncovers.
+    """
     x = images.unsqueeze(1).float().div_(255.0)
+    if augment is not None:
+        x = augment(x)
     return x.sub_(normalize["mean"]).div_(normalize["std"])
 
 

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from . import data as data_module
 from .cli import UserError, atomic_write
-from .model import CHECKPOINT_FORMAT, ConvNet, load_checkpoint, save_checkpoint
+from .model import CHECKPOINT_FORMAT, ConvNet, load_checkpoint, save_checkpoint, to_model_input
 
 # How long a process waits for the others in one collective before the run fails (instead of
 # hanging): long enough for rank 0 to decode a data set while the others wait at the barrier.
@@ -163,11 +163,9 @@ def augment_batch(x: torch.Tensor, config: Config, generator: torch.Generator) -
 
 def prepare_batch(images: torch.Tensor, config: Config, generator: torch.Generator | None,
                   channels_last: bool) -> torch.Tensor:
-    """uint8 [N, H, W] -> normalised float [N, 1, H, W], augmented when a generator is given."""
-    x = images.unsqueeze(1).float().div_(255.0)
-    if generator is not None:
-        x = augment_batch(x, config, generator)
-    x = x.sub_(config.normalize["mean"]).div_(config.normalize["std"])
+    """The model's input for a batch (as detect.py prepares it), augmented when a generator is given."""
+    augment = None if generator is None else (lambda batch: augment_batch(batch, config, generator))
+    x = to_model_input(images, config.normalize, augment)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
