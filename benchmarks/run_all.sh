@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every figure in the README's Results section, in one go (about 45 minutes on a 2-core CPU).
+# Every figure in the README's Results section, in one go (about 70 minutes on a 2-core CPU: 68 when measured).
 #
 #   bash benchmarks/run_all.sh ../shared/data            # folder holding mnist/ and fashion-mnist/
 #
