@@ -52,7 +52,7 @@ class Config:
     data_dir: str = "data"
     checkpoint: str = "checkpoints/mnist_cnn.pt"
     run_dir: str = ""
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 128
     lr: float = 4e-3
     weight_decay: float = 5e-4
@@ -60,13 +60,13 @@ class Config:
     widths: tuple[int, ...] = (16, 32, 64)
     convs_per_stage: int = 2
     kernel_size: int = 3
-    hidden: int = 0
+    hidden: int = 256
     strides: tuple[int, ...] | None = None
     dropout: float = 0.1
     augment: bool = True
-    bf16: bool = False           # CPU only: bfloat16 autocast where the processor has it natively
-    max_rotation: float = 10.0   # degrees
-    max_scale: float = 0.1       # zoom in/out by up to this fraction
+    bf16: bool = True            # CPU only: bfloat16 autocast where the processor has it natively
+    max_rotation: float = 0.0    # degrees
+    max_scale: float = 0.0       # zoom in/out by up to this fraction
     max_shift: float = 2.0       # pixels
     image_size: int | None = None
     val_size: int = 0
@@ -122,8 +122,8 @@ def pick_device(name: str) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX, where oneDNN runs bfloat16 convolutions faster than
-    float32 (the quick preset's epoch: 4.8 s instead of 6.5 s here); elsewhere bf16 would be
-    emulated, slower."""
+    float32 (benchmarks/bench_step.py: about 1.4x the default network's float32 steps here);
+    elsewhere bf16 would be emulated, slower."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -205,16 +205,18 @@ class StopRequest:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: data_module.TensorLoader, config: Config, info: Dist,
-             channels_last: bool, autocast: contextlib.AbstractContextManager | None = None,
-             keep_predictions: bool = False) -> dict[str, Any]:
-    """Mean loss and accuracy over the whole split (summed across processes)."""
+             channels_last: bool, keep_predictions: bool = False) -> dict[str, Any]:
+    """Mean loss and accuracy over the whole split (summed across processes).
+
+    Always in float32, even when training uses bfloat16 or float16: it is how detect.py computes,
+    so the accuracy saved in the checkpoint is the one detect.py gets on the same images.
+    """
     model.eval()
     device = loader.images.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     predictions = []
     for images, labels in loader:
-        with autocast or contextlib.nullcontext():
-            logits = model(prepare_batch(images, config, None, channels_last))
+        logits = model(prepare_batch(images, config, None, channels_last))
         loss = F.cross_entropy(logits.float(), labels, reduction="sum")
         predicted = logits.argmax(1)
         totals += torch.stack([loss.double(), (predicted == labels).sum().double(),
@@ -431,7 +433,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
                 dist.all_reduce(totals)
             # The last epoch's predictions on the test list also feed the plots (one pass, not two).
             keep = epoch + 1 == config.epochs and not info.enabled and not config.val_size
-            result = evaluate(model, eval_loader, config, info, channels_last, autocast, keep_predictions=keep)
+            result = evaluate(model, eval_loader, config, info, channels_last, keep_predictions=keep)
             final_predictions = result.get("predictions")
             history.append({"epoch": epoch + 1, "train_loss": round(totals[0].item() / totals[1].item(), 6),
                             f"{eval_name}_loss": round(result["loss"], 6),
@@ -449,7 +451,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
 
     if info.main:
         test_accuracy = finish_run(model, test_set, config, class_names, history, run_dir, device,
-                                   channels_last, autocast, final_predictions)
+                                   channels_last, final_predictions)
         save(config.epochs, 0, test_accuracy)
         print(f"test accuracy {100 * test_accuracy:.2f}% after {config.epochs} epochs; "
               f"training {sum(row['train_seconds'] for row in history):.1f} s, "
@@ -460,14 +462,13 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
 
 def finish_run(model: nn.Module, test_set: data_module.ImageSet, config: Config, class_names: list[str],
                history: list[dict[str, float]], run_dir: Path, device: str, channels_last: bool,
-               autocast: contextlib.AbstractContextManager | None,
                predictions: torch.Tensor | None) -> float:
     """Rank 0, after the last epoch: the plots a person wants to look at; returns test accuracy."""
     from . import plots  # matplotlib is only needed here
 
     if predictions is None:
         loader = data_module.TensorLoader(test_set, EVAL_BATCH_SIZE, False, device=device)
-        predictions = evaluate(model, loader, config, Dist(), channels_last, autocast,
+        predictions = evaluate(model, loader, config, Dist(), channels_last,
                                keep_predictions=True)["predictions"]
     labels = test_set.labels
     extras = [name for name, used in (("augmented", config.augment),

@@ -3,10 +3,12 @@ gives the same result, and that a stopped or killed run resumes to the uninterru
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,6 +125,30 @@ def test_bad_data_is_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'test.txt'}: not found "
                                                   f"(a test list is needed beside train.txt to measure accuracy)"]
+
+
+def test_saved_accuracy_is_what_detect_gets_on_the_test_images(reference_run, data_dir, tmp_path):
+    """Training may compute in bfloat16, but the accuracy in the checkpoint is the one detect.py
+    gets on the same test images (written as PNGs by convert.py)."""
+    out, _ = reference_run
+    for source in data_dir.glob("*.gz"):
+        (tmp_path / source.name).symlink_to(source)
+    assert run_script("convert.py", "--data-dir", tmp_path, "--no-download").returncode == 0
+    result = run_script("detect.py", tmp_path / "test", "--checkpoint", out / "model.pt", "--json")
+    assert result.returncode == 0, result.stderr
+    predicted = {Path(row["path"]).name: row["label"] for row in map(json.loads, result.stdout.splitlines())}
+    truth = [line.split() for line in (tmp_path / "test.txt").read_text().splitlines()]
+    correct = sum(predicted[Path(path).name] == int(label) for path, label in truth)
+    assert len(predicted) == len(truth) == 200
+    assert correct / len(truth) == pytest.approx(load_checkpoint(out / "model.pt")["test_accuracy"], abs=1e-9)
+
+
+@pytest.mark.parametrize("flags", [("--max-rotation", "-5"), ("--max-scale", "1.5"), ("--max-shift", "-1")])
+def test_impossible_augmentation_is_refused_before_training(tmp_path, flags):
+    result = run_script("main.py", "--data-dir", tmp_path, *flags)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --max-shift, --max-rotation and --max-scale must be "
+                                                  "0 or more (--max-scale below 1)"]
 
 
 def test_help_names_the_defaults():
