@@ -2,12 +2,14 @@
 
     python benchmarks/bench_step.py                 # CPU, the threads torch picks
     python benchmarks/bench_step.py --device cuda
+    python benchmarks/bench_step.py --widths 24,48,96 32,64,128   # also wider default networks
 
 Why main.py trains channels-last with the fused AdamW on the CPU as well as on CUDA, and why
 --quick computes in bfloat16 on CPUs that have it natively: this prints, side by side in one
 process, forward + backward + AdamW step throughput on random batches for {contiguous (NCHW),
 channels-last} x {AdamW default, AdamW fused}, then channels-last + fused in bfloat16 autocast. Each figure is
-the median of --repeats timings of --steps steps after a warm-up.
+the median of --repeats timings of --steps steps after a warm-up. --widths adds the default network
+with other stage widths (channels-last + fused, float32 and bfloat16): what a wider preset would cost.
 """
 from __future__ import annotations
 
@@ -22,18 +24,18 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from main import PRESETS  # noqa: E402
+from main import PRESETS, int_list  # noqa: E402
 
 from convnet.model import ConvNet  # noqa: E402
 
 NETWORK_KEYS = ("widths", "convs_per_stage", "kernel_size", "hidden", "strides", "dropout")
 
 
-def images_per_second(preset: str, channels_last: bool, fused: bool, bf16: bool, device: str,
+def images_per_second(network: dict, channels_last: bool, fused: bool, bf16: bool, device: str,
                       batch_size: int, steps: int, repeats: int) -> float:
     torch.manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = ConvNet(**{key: PRESETS[preset][key] for key in NETWORK_KEYS}).to(device, memory_format=layout)
+    model = ConvNet(**network).to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
     x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (batch_size,), device=device)
@@ -62,21 +64,26 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="(default: 128, the presets')")
     parser.add_argument("--steps", type=int, default=20, help="steps per timing (default: 20)")
     parser.add_argument("--repeats", type=int, default=5, help="timings per figure (default: 5)")
+    parser.add_argument("--widths", nargs="*", type=int_list, default=[],
+                        help="also time the default network with these stage widths, e.g. 24,48,96 (default: none)")
     args = parser.parse_args()
     print(f"device {args.device}, {torch.get_num_threads()} CPU threads, batch {args.batch_size}; "
           f"training images/s (median of {args.repeats})")
-    print(f"{'preset':<8} {'layout':<14} {'AdamW':<8} {'dtype':<9} {'images/s':>9} {'vs NCHW default':>16}")
+    print(f"{'network':<10} {'layout':<14} {'AdamW':<8} {'dtype':<9} {'images/s':>9} {'vs its first row':>17}")
     variants = [(False, False, False), (False, True, False), (True, False, False), (True, True, False),
                 (True, True, True)]  # (channels_last, fused, bf16)
-    for preset in PRESETS:
+    networks = {name: ({key: PRESETS[name][key] for key in NETWORK_KEYS}, variants) for name in PRESETS}
+    for widths in args.widths:
+        networks[",".join(map(str, widths))] = ({**networks["default"][0], "widths": widths}, variants[-2:])
+    for name, (network, network_variants) in networks.items():
         baseline = None
-        for channels_last, fused, bf16 in variants:
-            rate = images_per_second(preset, channels_last, fused, bf16, args.device, args.batch_size,
+        for channels_last, fused, bf16 in network_variants:
+            rate = images_per_second(network, channels_last, fused, bf16, args.device, args.batch_size,
                                      args.steps, args.repeats)
             baseline = baseline or rate
-            print(f"{preset:<8} {'channels-last' if channels_last else 'NCHW':<14} "
+            print(f"{name:<10} {'channels-last' if channels_last else 'NCHW':<14} "
                   f"{'fused' if fused else 'default':<8} {'bfloat16' if bf16 else 'float32':<9} "
-                  f"{rate:9.0f} {rate / baseline:15.2f}x", flush=True)
+                  f"{rate:9.0f} {rate / baseline:16.2f}x", flush=True)
 
 
 if __name__ == "__main__":

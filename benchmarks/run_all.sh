@@ -15,7 +15,7 @@ step() { local name=$1; shift; echo "== $name: $*"; "$@" 2>&1 | tee "$out/$name.
 step convert python benchmarks/bench_convert.py --source "$source_dir/mnist" --runs 5
 step convert-fashion python benchmarks/bench_convert.py --source "$source_dir/fashion-mnist" \
     --dataset fashion-mnist --runs 1
-step step python benchmarks/bench_step.py
+step step python benchmarks/bench_step.py --widths 24,48,96 32,64,128
 step train python benchmarks/bench_train.py --data-dir "$out/convert/mnist" \
     --fashion-dir "$out/convert/fashion-mnist"
 step handwriting-set python benchmarks/make_handwriting_set.py --mnist-dir "$out/convert/mnist"
