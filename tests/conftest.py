@@ -61,7 +61,7 @@ def _real_dir(variable: str) -> Path:
     value = os.environ.get(variable)
     if not value:
         pytest.skip(f"real data not configured: set {variable} (as .ci/run does)")
-    path = Path(value)
+    path = Path(value).resolve()  # tests link to these files from temporary folders
     if not all((path / f"{name}.gz").is_file() for name in IDX_NAMES):
         pytest.skip(f"real data not found: {variable}={value} lacks the four IDX .gz files")
     return path
