@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every figure in the README's Results section, in one go (about 70 minutes on a 2-core CPU: 68 when measured).
+# Every figure in the README's Results section, in one go (about 30 minutes on a 2-core CPU: its
+# steps, run one at a time, added up to 27).
 #
 #   bash benchmarks/run_all.sh ../shared/data            # folder holding mnist/ and fashion-mnist/
 #
