@@ -97,15 +97,15 @@ def parse_args() -> argparse.Namespace:
     training.add_argument("--max-shift", type=float, default=2.0, metavar="PIXELS",
                           help="augmentation: shift by up to this many pixels each way (default: 2)")
     training.add_argument("--max-rotation", type=float, default=0.0, metavar="DEGREES",
-                          help="augmentation: rotate by up to N degrees each way; try 10 for digits "
+                          help="augmentation: rotate by up to this many degrees each way, e.g. 10 "
                                "(default: 0, off)")
     training.add_argument("--max-scale", type=float, default=0.0, metavar="FRACTION",
                           help="augmentation: zoom in or out by up to this fraction, e.g. 0.1 "
                                "(default: 0, off)")
     training.add_argument("--bf16", action=argparse.BooleanOptionalAction,
-                          help="on the CPU, compute in bfloat16 where the processor supports it natively "
-                               "(AVX512-BF16 or AMX; float32 elsewhere); CUDA always uses mixed precision "
-                               "(default: on)")
+                          help="on the CPU, train in bfloat16 where the processor supports it natively "
+                               "(AVX512-BF16 or AMX; float32 elsewhere; evaluation is always float32); "
+                               "CUDA always uses mixed precision (default: on)")
     training.add_argument("--seed", type=int, default=0,
                           help="seed of weights, shuffling and augmentation; the same seed gives the "
                                "same result on a CPU (default: 0)")
