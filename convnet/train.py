@@ -122,7 +122,7 @@ def pick_device(name: str) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX, where oneDNN runs bfloat16 convolutions faster than
-    float32 (benchmarks/bench_step.py: about 1.4x the default network's float32 steps here);
+    float32 (benchmarks/bench_step.py: about 2x the default network's float32 steps here);
     elsewhere bf16 would be emulated, slower."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -340,7 +340,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
     except ValueError as err:  # e.g. more downsampling stages than the image size allows
         raise UserError(f"--widths/--strides: {err}") from None
     # channels_last: a win for cuDNN, and on the CPU oneDNN's pooling and BatchNorm run
-    # 1.2-1.6x faster per step with the fused AdamW (measured on 2 cores, benchmarks/bench_step.py).
+    # 1.1-1.4x faster per step with the fused AdamW (measured on 2 cores, benchmarks/bench_step.py).
     channels_last = device_kind in ("cuda", "cpu")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     train_loader = data_module.TensorLoader(train_set, config.batch_size // info.world_size, True,
