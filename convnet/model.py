@@ -2,7 +2,10 @@
 
 A checkpoint is a plain dict (loadable with torch.load(path, weights_only=True)):
   format          CHECKPOINT_FORMAT
-  model           the state_dict
+  model           the state_dict detect.py uses: the weight average when the run kept one
+                  (main.py --ema-horizon), else the last weights
+  training_model, average_updates   with a weight average: the weights being trained and the
+                  average's update count, for --resume
   model_args      keyword arguments that rebuild the network: ConvNet(**model_args)
   class_names     one name per class index
   image_size      side of the square input, in pixels

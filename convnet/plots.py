@@ -26,20 +26,23 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_curves(history: list[dict[str, float]], path: Path, train_label: str = "train") -> None:
+def plot_curves(history: list[dict[str, float]], path: Path, train_label: str = "train",
+                averaged: bool = False) -> None:
     """Loss (train and evaluation) and evaluation accuracy against the epoch. `train_label` says
-    what makes the training loss differ from the evaluation one (augmentation, label smoothing)."""
+    what makes the training loss differ from the evaluation one (augmentation, label smoothing);
+    `averaged` that the evaluation is of the weight average, not of the weights being trained."""
     if not history:
         return
     eval_name = "val" if "val_loss" in history[0] else "test"
+    averaged_note = " (weight average)" if averaged else ""
     epochs = [row["epoch"] for row in history]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axes.plot(epochs, [row["train_loss"] for row in history], "o-", label=train_label)
-    loss_axes.plot(epochs, [row[f"{eval_name}_loss"] for row in history], "o-", label=eval_name)
+    loss_axes.plot(epochs, [row[f"{eval_name}_loss"] for row in history], "o-", label=eval_name + averaged_note)
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     loss_axes.legend()
     accuracy_axes.plot(epochs, [100 * row[f"{eval_name}_accuracy"] for row in history], "o-", color="C1")
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{eval_name.capitalize()} accuracy")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{eval_name.capitalize()} accuracy{averaged_note}")
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)

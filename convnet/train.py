@@ -4,7 +4,9 @@ One run: load the data (decoded once, cached), build ConvNet(**model_args), trai
 a one-cycle learning rate (warm-up, then decay to ~0) for a fixed number of epochs, augmenting
 whole batches on the device (random rotation, scale, shift), evaluate on the test list after
 each epoch (for the log only: nothing is chosen on it), save a checkpoint after each epoch, and
-end with the run folder's metrics and plots. The saved model is the last one.
+end with the run folder's metrics and plots. The saved model is the one at the end of the
+schedule: with --ema-horizon, the moving average of the weights over the run's last steps
+(what is evaluated, logged and saved), else the last weights.
 
 Under `torchrun --nproc_per_node=N main.py ...` (RANK/WORLD_SIZE/LOCAL_RANK set) each process
 trains on its shard of every epoch with DistributedDataParallel (gloo on CPU, nccl on CUDA);
@@ -27,13 +29,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from . import data as data_module
@@ -63,6 +66,7 @@ class Config:
     hidden: int = 256
     strides: tuple[int, ...] | None = None
     dropout: float = 0.1
+    ema_horizon: float = 0.125   # fraction of the steps the weight average spans; 0 = last weights
     augment: bool = True
     bf16: bool = True            # CPU only: bfloat16 autocast where the processor has it natively
     max_rotation: float = 0.0    # degrees
@@ -169,6 +173,28 @@ def prepare_batch(images: torch.Tensor, config: Config, generator: torch.Generat
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+# ----------------------------------------------------------------------------- weight average
+
+def recent_average(fraction: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """AveragedModel's update for a moving average of the weights over the last `fraction` of
+    the steps so far: after t steps, the newest weights count 1 / (1 + fraction * t).
+
+    An exponential average whose horizon grows with the run: it follows the weights closely in
+    the first epochs (a fixed horizon of ~1,000 steps would still hold the random start there),
+    spans about fraction * steps at the end whatever the run's length, and fraction 1 is the
+    plain mean of all steps (as in SWA). It evens out the noise of the last steps.
+    """
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], steps: torch.Tensor) -> None:
+        share = 1 / (1 + fraction * steps.float())  # a tensor on the weights' device: no GPU sync
+        for mean, value in zip(averaged, current):
+            if mean.is_floating_point():
+                mean.lerp_(value, share)
+            else:  # BatchNorm's batch counter
+                mean.copy_(value)
+    return update
+
+
 # ----------------------------------------------------------------------------- stopping
 
 class StopRequest:
@@ -247,14 +273,21 @@ def write_metrics(history: list[dict[str, float]], path: Path) -> None:
         writer.writerows(history)
 
 
-def make_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    config: Config, class_names: list[str], image_size: int, epoch: int,
+def make_checkpoint(model: nn.Module, averaged: AveragedModel | None, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, config: Config, class_names: list[str], image_size: int, epoch: int,
                     batches_done: int, history: list[dict[str, float]],
                     test_accuracy: float | None) -> dict[str, Any]:
-    """The checkpoint dict documented in model.py (plain data: loadable with weights_only)."""
+    """The checkpoint dict documented in model.py (plain data: loadable with weights_only).
+
+    "model" holds the weights detect.py uses (the average when there is one); a run with a
+    weight average also keeps the weights being trained, and the average's update count, to resume.
+    """
+    averaging = {} if averaged is None else {"training_model": model.state_dict(),
+                                             "average_updates": int(averaged.n_averaged)}
     return {
         "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
+        "model": (model if averaged is None else averaged.module).state_dict(),
+        **averaging,
         "model_args": model.model_args,
         "class_names": class_names,
         "image_size": image_size,
@@ -276,6 +309,7 @@ def make_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
 def config_from_checkpoint(checkpoint: dict[str, Any], overrides: dict[str, Any]) -> Config:
     """The resumed run's settings: the checkpoint's, except where it is run (device, threads)."""
     saved = dict(checkpoint["config"])
+    saved.setdefault("ema_horizon", 0.0)  # checkpoints from before the weight average saved the last weights
     saved["widths"] = tuple(saved["widths"])
     if saved.get("strides") is not None:
         saved["strides"] = tuple(saved["strides"])
@@ -354,9 +388,17 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.25 if config.epochs > 1 else 0.2)
+    averaged = None
+    if config.ema_horizon > 0:
+        averaged = AveragedModel(model, multi_avg_fn=recent_average(config.ema_horizon), use_buffers=True)
     start_epoch, start_batch, history = 0, 0, []
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        if averaged is None:
+            model.load_state_dict(checkpoint["model"])
+        else:
+            model.load_state_dict(checkpoint["training_model"])
+            averaged.module.load_state_dict(checkpoint["model"])
+            averaged.n_averaged.fill_(checkpoint["average_updates"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -383,9 +425,10 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
     def save(epoch: int, batches_done: int, test_accuracy: float | None) -> None:
         if info.main:
             save_checkpoint(checkpoint_path, make_checkpoint(
-                model, optimizer, scheduler, config, class_names, image_size, epoch,
+                model, averaged, optimizer, scheduler, config, class_names, image_size, epoch,
                 batches_done, history, test_accuracy))
 
+    final_model = model if averaged is None else averaged.module  # what is evaluated and saved
     final_predictions = None
     with StopRequest() as stop:
         for epoch in range(start_epoch, config.epochs):
@@ -410,6 +453,8 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 loss_sum += loss.detach().double() * len(labels)
                 seen += len(labels)
                 if info.main and step % 20 == 0:
@@ -433,7 +478,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
                 dist.all_reduce(totals)
             # The last epoch's predictions on the test list also feed the plots (one pass, not two).
             keep = epoch + 1 == config.epochs and not info.enabled and not config.val_size
-            result = evaluate(model, eval_loader, config, info, channels_last, keep_predictions=keep)
+            result = evaluate(final_model, eval_loader, config, info, channels_last, keep_predictions=keep)
             final_predictions = result.get("predictions")
             history.append({"epoch": epoch + 1, "train_loss": round(totals[0].item() / totals[1].item(), 6),
                             f"{eval_name}_loss": round(result["loss"], 6),
@@ -450,7 +495,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
                 write_metrics(history, run_dir / "metrics.csv")
 
     if info.main:
-        test_accuracy = finish_run(model, test_set, config, class_names, history, run_dir, device,
+        test_accuracy = finish_run(final_model, test_set, config, class_names, history, run_dir, device,
                                    channels_last, final_predictions)
         save(config.epochs, 0, test_accuracy)
         print(f"test accuracy {100 * test_accuracy:.2f}% after {config.epochs} epochs; "
@@ -474,7 +519,7 @@ def finish_run(model: nn.Module, test_set: data_module.ImageSet, config: Config,
     extras = [name for name, used in (("augmented", config.augment),
                                       ("label-smoothed", config.label_smoothing > 0)) if used]
     plots.plot_curves(history, run_dir / "curves.png",
-                      "train" + (f" ({', '.join(extras)})" if extras else ""))
+                      "train" + (f" ({', '.join(extras)})" if extras else ""), averaged=config.ema_horizon > 0)
     plots.plot_confusion(labels, predictions, class_names, run_dir / "confusion_matrix.png")
     plots.plot_misclassified(test_set.images, labels, predictions, class_names, run_dir / "misclassified.png")
     return (predictions == labels).double().mean().item()

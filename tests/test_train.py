@@ -45,6 +45,9 @@ def test_run_learns_and_writes_checkpoint_metrics_and_plots(reference_run):
     assert checkpoint["class_names"] == [str(k) for k in range(10)] and checkpoint["image_size"] == 28
     model = model_from_checkpoint(checkpoint)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    # The default preset saves the weight average for detect.py and keeps the trained weights to resume.
+    assert checkpoint["average_updates"] == 3 * 19
+    assert any(not torch.equal(checkpoint["model"][k], checkpoint["training_model"][k]) for k in checkpoint["model"])
     with open(out / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
@@ -149,6 +152,14 @@ def test_impossible_augmentation_is_refused_before_training(tmp_path, flags):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: --max-shift, --max-rotation and --max-scale must be "
                                                   "0 or more (--max-scale below 1)"]
+
+
+@pytest.mark.parametrize("horizon", ["-0.1", "1.5"])
+def test_weight_average_horizon_outside_0_to_1_is_refused(tmp_path, horizon):
+    result = run_script("main.py", "--data-dir", tmp_path, "--ema-horizon", horizon)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: --ema-horizon {float(horizon)}: must be a fraction "
+                                                  f"from 0 to 1"]
 
 
 def test_help_names_the_defaults():
