@@ -7,9 +7,11 @@
 Why main.py trains channels-last with the fused AdamW on the CPU as well as on CUDA, and why
 --quick computes in bfloat16 on CPUs that have it natively: this prints, side by side in one
 process, forward + backward + AdamW step throughput on random batches for {contiguous (NCHW),
-channels-last} x {AdamW default, AdamW fused}, then channels-last + fused in bfloat16 autocast. Each figure is
-the median of --repeats timings of --steps steps after a warm-up. --widths adds the default network
-with other stage widths (channels-last + fused, float32 and bfloat16): what a wider preset would cost.
+channels-last} x {AdamW default, AdamW fused}, then channels-last + fused in bfloat16 autocast, and
+for the default network that again with the weight average main.py updates after every step
+(--ema-horizon). Each figure is the median of --repeats timings of --steps steps after a warm-up.
+--widths adds the default network with other stage widths (channels-last + fused, float32 and
+bfloat16): what a wider preset would cost.
 """
 from __future__ import annotations
 
@@ -21,22 +23,26 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from main import PRESETS, int_list  # noqa: E402
 
 from convnet.model import ConvNet  # noqa: E402
+from convnet.train import recent_average  # noqa: E402
 
 NETWORK_KEYS = ("widths", "convs_per_stage", "kernel_size", "hidden", "strides", "dropout")
 
 
-def images_per_second(network: dict, channels_last: bool, fused: bool, bf16: bool, device: str,
-                      batch_size: int, steps: int, repeats: int) -> float:
+def images_per_second(network: dict, channels_last: bool, fused: bool, bf16: bool, average: bool,
+                      device: str, batch_size: int, steps: int, repeats: int) -> float:
     torch.manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = ConvNet(**network).to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
+    averaged = AveragedModel(model, multi_avg_fn=recent_average(PRESETS["default"]["ema_horizon"]),
+                             use_buffers=True) if average else None
     x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (batch_size,), device=device)
 
@@ -50,6 +56,8 @@ def images_per_second(network: dict, channels_last: bool, fused: bool, bf16: boo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - started
@@ -69,21 +77,23 @@ def main() -> None:
     args = parser.parse_args()
     print(f"device {args.device}, {torch.get_num_threads()} CPU threads, batch {args.batch_size}; "
           f"training images/s (median of {args.repeats})")
-    print(f"{'network':<10} {'layout':<14} {'AdamW':<8} {'dtype':<9} {'images/s':>9} {'vs its first row':>17}")
-    variants = [(False, False, False), (False, True, False), (True, False, False), (True, True, False),
-                (True, True, True)]  # (channels_last, fused, bf16)
+    print(f"{'network':<10} {'layout':<14} {'AdamW':<8} {'dtype':<9} {'weight avg':<11} {'images/s':>9} "
+          f"{'vs its first row':>17}")
+    variants = [(False, False, False, False), (False, True, False, False), (True, False, False, False),
+                (True, True, False, False), (True, True, True, False)]  # (channels_last, fused, bf16, average)
     networks = {name: ({key: PRESETS[name][key] for key in NETWORK_KEYS}, variants) for name in PRESETS}
+    networks["default"] = (networks["default"][0], variants + [(True, True, True, True)])
     for widths in args.widths:
         networks[",".join(map(str, widths))] = ({**networks["default"][0], "widths": widths}, variants[-2:])
     for name, (network, network_variants) in networks.items():
         baseline = None
-        for channels_last, fused, bf16 in network_variants:
-            rate = images_per_second(network, channels_last, fused, bf16, args.device, args.batch_size,
-                                     args.steps, args.repeats)
+        for channels_last, fused, bf16, average in network_variants:
+            rate = images_per_second(network, channels_last, fused, bf16, average, args.device,
+                                     args.batch_size, args.steps, args.repeats)
             baseline = baseline or rate
             print(f"{name:<10} {'channels-last' if channels_last else 'NCHW':<14} "
                   f"{'fused' if fused else 'default':<8} {'bfloat16' if bf16 else 'float32':<9} "
-                  f"{rate:9.0f} {rate / baseline:16.2f}x", flush=True)
+                  f"{'yes' if average else 'no':<11} {rate:9.0f} {rate / baseline:16.2f}x", flush=True)
 
 
 if __name__ == "__main__":
