@@ -23,14 +23,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from main import PRESETS, int_list  # noqa: E402
 
 from convnet.model import ConvNet  # noqa: E402
-from convnet.train import recent_average  # noqa: E402
+from convnet.train import WeightAverage  # noqa: E402
 
 NETWORK_KEYS = ("widths", "convs_per_stage", "kernel_size", "hidden", "strides", "dropout")
 
@@ -41,8 +40,7 @@ def images_per_second(network: dict, channels_last: bool, fused: bool, bf16: boo
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = ConvNet(**network).to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
-    averaged = AveragedModel(model, multi_avg_fn=recent_average(PRESETS["default"]["ema_horizon"]),
-                             use_buffers=True) if average else None
+    averaged = WeightAverage(model, PRESETS["default"]["ema_horizon"]) if average else None
     x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (batch_size,), device=device)
 
@@ -57,7 +55,7 @@ def images_per_second(network: dict, channels_last: bool, fused: bool, bf16: boo
             loss.backward()
             optimizer.step()
             if averaged is not None:
-                averaged.update_parameters(model)
+                averaged.update(model)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - started

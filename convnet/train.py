@@ -18,8 +18,10 @@ exits with 130 / 143 after saying how to resume.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import datetime
+import itertools
 import math
 import os
 import platform
@@ -29,14 +31,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from . import data as data_module
@@ -175,24 +176,35 @@ def prepare_batch(images: torch.Tensor, config: Config, generator: torch.Generat
 
 # ----------------------------------------------------------------------------- weight average
 
-def recent_average(fraction: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """AveragedModel's update for a moving average of the weights over the last `fraction` of
-    the steps so far: after t steps, the newest weights count 1 / (1 + fraction * t).
+class WeightAverage:
+    """A moving average of a model's weights (and BatchNorm statistics) over the last `fraction`
+    of the steps so far: after t updates, the newest weights count 1 / (1 + fraction * t).
 
     An exponential average whose horizon grows with the run: it follows the weights closely in
     the first epochs (a fixed horizon of ~1,000 steps would still hold the random start there),
     spans about fraction * steps at the end whatever the run's length, and fraction 1 is the
     plain mean of all steps (as in SWA). It evens out the noise of the last steps.
+
+    What torch.optim.swa_utils.AveragedModel does, minus its per-step copy of the update count
+    to the GPU, which waits for the GPU at every step (a stream synchronisation).
     """
+
+    def __init__(self, model: nn.Module, fraction: float) -> None:
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        self.fraction = fraction
+        self.updates = 0
+
     @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], steps: torch.Tensor) -> None:
-        share = 1 / (1 + fraction * steps.float())  # a tensor on the weights' device: no GPU sync
-        for mean, value in zip(averaged, current):
+    def update(self, model: nn.Module) -> None:
+        # The share is rounded to float32 on the CPU, as the weights' own arithmetic would.
+        share = (1 / (1 + self.fraction * torch.tensor(self.updates).float())).item()
+        averaged = itertools.chain(self.model.parameters(), self.model.buffers())
+        for mean, value in zip(averaged, itertools.chain(model.parameters(), model.buffers())):
             if mean.is_floating_point():
-                mean.lerp_(value, share)
+                mean.lerp_(value, share)  # share 1 on the first update: a copy
             else:  # BatchNorm's batch counter
                 mean.copy_(value)
-    return update
+        self.updates += 1
 
 
 # ----------------------------------------------------------------------------- stopping
@@ -273,7 +285,7 @@ def write_metrics(history: list[dict[str, float]], path: Path) -> None:
         writer.writerows(history)
 
 
-def make_checkpoint(model: nn.Module, averaged: AveragedModel | None, optimizer: torch.optim.Optimizer,
+def make_checkpoint(model: nn.Module, averaged: WeightAverage | None, optimizer: torch.optim.Optimizer,
                     scheduler: Any, config: Config, class_names: list[str], image_size: int, epoch: int,
                     batches_done: int, history: list[dict[str, float]],
                     test_accuracy: float | None) -> dict[str, Any]:
@@ -283,10 +295,10 @@ def make_checkpoint(model: nn.Module, averaged: AveragedModel | None, optimizer:
     weight average also keeps the weights being trained, and the average's update count, to resume.
     """
     averaging = {} if averaged is None else {"training_model": model.state_dict(),
-                                             "average_updates": int(averaged.n_averaged)}
+                                             "average_updates": averaged.updates}
     return {
         "format": CHECKPOINT_FORMAT,
-        "model": (model if averaged is None else averaged.module).state_dict(),
+        "model": (model if averaged is None else averaged.model).state_dict(),
         **averaging,
         "model_args": model.model_args,
         "class_names": class_names,
@@ -388,17 +400,15 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.25 if config.epochs > 1 else 0.2)
-    averaged = None
-    if config.ema_horizon > 0:
-        averaged = AveragedModel(model, multi_avg_fn=recent_average(config.ema_horizon), use_buffers=True)
+    averaged = WeightAverage(model, config.ema_horizon) if config.ema_horizon > 0 else None
     start_epoch, start_batch, history = 0, 0, []
     if checkpoint is not None:
         if averaged is None:
             model.load_state_dict(checkpoint["model"])
         else:
             model.load_state_dict(checkpoint["training_model"])
-            averaged.module.load_state_dict(checkpoint["model"])
-            averaged.n_averaged.fill_(checkpoint["average_updates"])
+            averaged.model.load_state_dict(checkpoint["model"])
+            averaged.updates = checkpoint["average_updates"]
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -428,7 +438,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
                 model, averaged, optimizer, scheduler, config, class_names, image_size, epoch,
                 batches_done, history, test_accuracy))
 
-    final_model = model if averaged is None else averaged.module  # what is evaluated and saved
+    final_model = model if averaged is None else averaged.model  # what is evaluated and saved
     final_predictions = None
     with StopRequest() as stop:
         for epoch in range(start_epoch, config.epochs):
@@ -454,7 +464,7 @@ def _train(config: Config, resume: str | None, info: Dist, device_kind: str) -> 
                 scaler.update()
                 scheduler.step()
                 if averaged is not None:
-                    averaged.update_parameters(model)
+                    averaged.update(model)
                 loss_sum += loss.detach().double() * len(labels)
                 seen += len(labels)
                 if info.main and step % 20 == 0:

@@ -15,6 +15,7 @@ import torch
 
 from conftest import ROOT, run_script, write_learnable_idx
 from convnet.model import load_checkpoint, model_from_checkpoint
+from convnet.train import WeightAverage
 
 # A tiny network and schedule: a few seconds per run on two busy cores.
 SMALL = ("--widths", "8,16", "--batch-size", "32", "--lr", "0.01", "--device", "cpu", "--threads", "1")
@@ -194,3 +195,16 @@ def test_strided_network_with_hidden_layer_trains_and_mismatched_strides_are_ref
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --strides 2,2,1 and --widths 8,16: give one stride per stage"]
+
+
+def test_weight_average_of_fraction_1_is_the_mean_of_all_steps_and_0125_favours_the_last():
+    model = torch.nn.BatchNorm1d(3)
+    means = {fraction: WeightAverage(model, fraction) for fraction in (1.0, 0.125)}
+    for step in range(40):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        for average in means.values():
+            average.update(model)
+    assert torch.allclose(means[1.0].model.weight, torch.full((3,), 19.5))  # mean of 0..39
+    assert 39 - 0.125 * 40 - 1 < means[0.125].model.weight[0] < 39  # about the last 5 steps
+    assert means[1.0].updates == 40
