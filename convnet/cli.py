@@ -16,17 +16,35 @@ class UserError(Exception):
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a script's main(), turning UserError and Ctrl-C into a clean one-line exit."""
     try:
-        code = main()
+        code = main() or 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
     except BrokenPipeError:  # e.g. `python detect.py dir | head`
-        sys.stderr.close()
-        sys.exit(1)
-    sys.exit(code or 0)
+        code = 1
+    except OSError as err:  # the machine's, not the input's: a full disk, a vanished folder
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Flush stdout and stderr and end the process, skipping the interpreter's teardown.
+
+    Python's teardown, freeing every module torch loaded, takes 0.5-1 s after the work is done
+    (measured on this project's 2-core CPU): a third of `python detect.py image.png`. It has
+    nothing to do for these scripts: every file they write is closed and renamed into place
+    before main() returns, and their worker pools are shut down by `with` blocks.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`) or a closed stream
+            pass
+    os._exit(code)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 import skimage.io
 import torch
 
-from conftest import run_script
+from conftest import ROOT, run_script
 from convnet.model import CHECKPOINT_FORMAT, ConvNet, save_checkpoint, to_model_input
 from convnet.predict import collect_inputs
 
@@ -183,3 +185,25 @@ def test_real_mnist_test_pngs_keep_the_models_accuracy(tmp_path, real_mnist_dir)
     with torch.no_grad():
         expected = model.eval()(to_model_input(torch.from_numpy(images.copy()), NORMALIZE)).argmax(1)
     assert labels == expected.tolist()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to stand for a full disk")
+def test_output_to_a_full_disk_or_a_closed_pipe_ends_without_a_traceback(tmp_path, checkpoint):
+    photos = [digit_photo(tmp_path / f"{index}.png") for index in range(3)]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, str(ROOT / "detect.py"), *map(str, photos),
+                                 "--checkpoint", str(checkpoint)], stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: [Errno 28] No space left on device"
+
+    # `detect.py ... | head -1`: the reader leaves after one line; no traceback, no noise.
+    reader = subprocess.Popen([sys.executable, str(ROOT / "detect.py"), *map(str, photos * 400),
+                               "--checkpoint", str(checkpoint)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = reader.stdout.readline()
+    reader.stdout.close()
+    errors = reader.stderr.read()
+    assert reader.wait(timeout=600) == 1
+    assert first.startswith(f"{photos[0]}: ")
+    assert "Traceback" not in errors and "Exception ignored" not in errors, errors
