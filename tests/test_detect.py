@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,13 +198,19 @@ def test_output_to_a_full_disk_or_a_closed_pipe_ends_without_a_traceback(tmp_pat
     assert result.returncode == 2
     assert result.stderr.strip() == "error: [Errno 28] No space left on device"
 
-    # `detect.py ... | head -1`: the reader leaves after one line; no traceback, no noise.
-    reader = subprocess.Popen([sys.executable, str(ROOT / "detect.py"), *map(str, photos * 400),
+    # `detect.py ... | head -1`: the reader leaves after one line; no traceback, no noise. The
+    # output (600 JSON lines with ten guesses each, over 150 KB) cannot all fit in the pipe's buffer
+    # before the reader leaves, so the writer surely meets the closed pipe.
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for index in range(600):
+        shutil.copy(photos[0], copies / f"{index:03d}.png")
+    reader = subprocess.Popen([sys.executable, str(ROOT / "detect.py"), copies, "--json", "--topk", "10",
                                "--checkpoint", str(checkpoint)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = reader.stdout.readline()
     reader.stdout.close()
     errors = reader.stderr.read()
     assert reader.wait(timeout=600) == 1
-    assert first.startswith(f"{photos[0]}: ")
+    assert json.loads(first)["path"] == str(copies / "000.png")
     assert "Traceback" not in errors and "Exception ignored" not in errors, errors
