@@ -196,8 +196,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        # The share is rounded to float32 on the CPU, as the weights' own arithmetic would.
-        share = (1 / (1 + self.fraction * torch.tensor(self.updates).float())).item()
+        share = 1 / (1 + self.fraction * self.updates)
         averaged = itertools.chain(self.model.parameters(), self.model.buffers())
         for mean, value in zip(averaged, itertools.chain(model.parameters(), model.buffers())):
             if mean.is_floating_point():
